@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The test command behind `make test` and CI: lint, sanity, unit tests, then Molecule scenarios.
+# Images and wheel caches build in the background while the static checks run.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+cd "$GPUBOX_ROOT"
+export PATH="$GPUBOX_ROOT/.venv/bin:$PATH"
+export ANSIBLE_FORCE_COLOR=0 PY_COLORS=0
+
+"$GPUBOX_ROOT/tests/harness/deps.sh"
+mkdir -p "$GPUBOX_CACHE/logs"
+
+log "building images in the background (log: $GPUBOX_CACHE/logs/images.log)"
+( tests/harness/build-base-image.sh bookworm && tests/harness/build-vllm-image.sh ) \
+  >"$GPUBOX_CACHE/logs/images.log" 2>&1 &
+images_pid=$!
+
+status=0 passed=0 failed=0
+step() {
+  local name="$1"; shift
+  log "== $name"
+  if "$@"; then
+    log "== $name: ok"; passed=$((passed + 1))
+  else
+    log "== $name: FAILED"; failed=$((failed + 1)); status=1
+  fi
+}
+
+step "yamllint" yamllint -s .
+step "ansible-lint" ansible-lint --offline
+step "ruff" ruff check .
+step "ruff format" ruff format --check .
+step "ansible-test sanity" tests/harness/sanity.sh
+step "unit tests" pytest tests/unit
+
+log "waiting for images"
+if ! wait "$images_pid"; then
+  tail -n 60 "$GPUBOX_CACHE/logs/images.log"
+  die "image build failed"
+fi
+export GPUBOX_BASE_IMAGE="$(tests/harness/build-base-image.sh bookworm)"
+
+for scenario in ${GPUBOX_SCENARIOS:-default}; do
+  step "molecule $scenario" molecule test -s "$scenario"
+done
+
+echo "checks: $passed passed, $failed failed"
+exit "$status"

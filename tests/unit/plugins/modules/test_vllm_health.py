@@ -1,0 +1,237 @@
+"""vllm_health against a real local HTTP server that imitates vLLM."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ansible_collections.gpubox.llm.plugins.modules import vllm_health
+
+from ..module_utils.test_openai_client import SECRET, FakeVLLM, free_port
+from .utils import run_module
+
+FAST = {"interval": 0.05, "request_timeout": 2}
+
+
+def run(url, check_mode=False, **args):
+    params = dict(FAST, url=url)
+    params.update(args)
+    return run_module(vllm_health.main, params, check_mode=check_mode)
+
+
+def paths(srv):
+    return [r["path"] for r in srv.requests]
+
+
+def test_completion_probe_ready_at_once():
+    with FakeVLLM(models=("qwen", "other")) as srv:
+        result, failed = run(srv.url, served_model_name="qwen", timeout=10)
+    assert not failed, result
+    assert result["ready"] is True and result["changed"] is False
+    assert result["models"] == ["qwen", "other"]
+    assert result["model"] == "qwen"
+    assert result["status"] == 200
+    assert result["attempts"] == 1
+    assert 0 < result["probe_latency_ms"] < 2000
+    assert 0 <= result["waited_s"] < 1
+    assert paths(srv) == ["/v1/models", "/v1/completions"]
+    body = srv.requests[-1]["body"]
+    assert body["model"] == "qwen" and body["max_tokens"] == 1
+
+
+def test_completion_probe_defaults_to_first_model():
+    with FakeVLLM(models=("first", "second")) as srv:
+        result, failed = run(srv.url + "/v1/", timeout=5)
+    assert not failed, result
+    assert result["model"] == "first"
+    assert srv.requests[-1]["body"]["model"] == "first"
+
+
+def test_health_probe_only_hits_health():
+    with FakeVLLM(api_key=SECRET) as srv:
+        result, failed = run(srv.url, probe="health", timeout=5)
+    assert not failed, result
+    assert result["ready"] is True
+    assert result["models"] == []
+    assert "model" not in result
+    assert paths(srv) == ["/health"]
+    assert result["probe_latency_ms"] > 0
+
+
+def test_models_probe():
+    with FakeVLLM(models=("a", "b"), api_key=SECRET) as srv:
+        result, failed = run(srv.url, probe="models", api_key=SECRET, served_model_name="b", timeout=5)
+    assert not failed, result
+    assert result["models"] == ["a", "b"]
+    assert paths(srv) == ["/v1/models"]
+    assert srv.requests[0]["auth"] == "Bearer " + SECRET
+
+
+def test_slow_start_connection_refused_then_ready():
+    with FakeVLLM(start_delay=0.4) as srv:
+        result, failed = run(srv.url, served_model_name="facebook/opt-125m", timeout=10)
+    assert not failed, result
+    assert result["ready"] is True
+    assert result["attempts"] > 2
+    # Ready soon after the server binds (well within a second).
+    assert 0.35 <= result["waited_s"] < 1.2
+
+
+def test_503_then_200():
+    with FakeVLLM(warmup=0.4) as srv:
+        result, failed = run(srv.url, probe="health", timeout=10)
+    assert not failed, result
+    assert result["status"] == 200
+    assert 0.35 <= result["waited_s"] < 1.2
+    assert result["attempts"] > 2
+
+
+def test_wrong_model_fails_at_once():
+    with FakeVLLM(models=("served-a", "served-b")) as srv:
+        result, failed = run(srv.url, served_model_name="missing", timeout=30)
+    assert failed
+    assert "'missing'" in result["msg"]
+    assert "'served-a'" in result["msg"] and "'served-b'" in result["msg"]
+    assert result["models"] == ["served-a", "served-b"]
+    assert result["ready"] is False
+    assert result["waited_s"] < 1
+    assert "/v1/completions" not in paths(srv)
+
+
+def test_wrong_model_fails_as_soon_as_models_answer():
+    with FakeVLLM(start_delay=0.3, warmup=0.2) as srv:
+        result, failed = run(srv.url, served_model_name="missing", timeout=30)
+    assert failed
+    assert "facebook/opt-125m" in result["msg"]
+    assert 0.45 <= result["waited_s"] < 1.5
+
+
+def test_wrong_model_with_health_probe():
+    with FakeVLLM() as srv:
+        result, failed = run(srv.url, probe="health", served_model_name="missing", timeout=30)
+    assert failed
+    assert "facebook/opt-125m" in result["msg"]
+    assert paths(srv) == ["/health", "/v1/models"]
+
+
+def test_401_without_key_fails_at_once():
+    with FakeVLLM(api_key=SECRET) as srv:
+        result, failed = run(srv.url, timeout=30)
+    assert failed
+    assert result["status"] == 401
+    assert "401" in result["msg"] and "none was given" in result["msg"]
+    assert result["waited_s"] < 1
+    assert result["attempts"] == 1
+
+
+def test_401_wrong_key_fails_at_once_without_key():
+    wrong = "sk-wrong-key-" + SECRET[::-1]
+    with FakeVLLM(api_key=SECRET) as srv:
+        result, failed = run(srv.url, api_key=wrong, timeout=30)
+    assert failed
+    assert "rejected" in result["msg"]
+    assert result["waited_s"] < 1
+    dumped = json.dumps(result)
+    assert wrong not in dumped and SECRET not in dumped
+
+
+def test_403_fails_at_once():
+    with FakeVLLM(warmup=30, warmup_status=403) as srv:
+        result, failed = run(srv.url, probe="health", api_key=SECRET, timeout=30)
+    assert failed
+    assert "403" in result["msg"] and "rejected" in result["msg"]
+    assert SECRET not in json.dumps(result)
+
+
+def test_connection_refused_until_timeout():
+    url = f"http://127.0.0.1:{free_port()}"
+    result, failed = run(url, api_key=SECRET, timeout=1)
+    assert failed
+    msg = result["msg"]
+    assert msg.startswith(f"waited 1s for {url}/v1/models")
+    assert "refused" in msg.lower()
+    assert "last error" in msg
+    assert SECRET not in msg
+    assert result["status"] is None
+    assert result["ready"] is False
+    assert 1.0 <= result["waited_s"] < 2.0
+    assert result["attempts"] > 5
+
+
+def test_health_probe_timeout_message():
+    port = free_port()
+    result, failed = run(f"http://127.0.0.1:{port}/v1", probe="health", timeout=1)
+    assert failed
+    assert f"for http://127.0.0.1:{port}/health to return 200" in result["msg"]
+
+
+def test_503_forever_times_out_with_status():
+    with FakeVLLM(warmup=30) as srv:
+        result, failed = run(srv.url, probe="health", timeout=1)
+    assert failed
+    assert "HTTP 503" in result["msg"]
+    assert result["status"] == 503
+
+
+def test_completion_500_keeps_waiting_then_reports():
+    with FakeVLLM(completion_status=500) as srv:
+        result, failed = run(srv.url, timeout=1)
+    assert failed
+    assert "/v1/completions to answer a 1-token completion" in result["msg"]
+    assert "HTTP 500" in result["msg"]
+    assert result["models"] == ["facebook/opt-125m"]
+    assert paths(srv).count("/v1/completions") > 2
+
+
+def test_completion_400_fails_at_once():
+    with FakeVLLM(completion_status=400) as srv:
+        result, failed = run(srv.url, timeout=30)
+    assert failed
+    assert "HTTP 400" in result["msg"]
+    assert result["waited_s"] < 1
+
+
+def test_empty_model_list_keeps_waiting():
+    with FakeVLLM(models=()) as srv:
+        result, failed = run(srv.url, probe="models", timeout=1)
+    assert failed
+    assert "lists no models" in result["msg"]
+
+
+def test_request_timeout_is_retried():
+    with FakeVLLM(hang=1.5) as srv:
+        result, failed = run(srv.url, probe="health", timeout=1, request_timeout=0.2)
+    assert failed
+    assert "timed out" in result["msg"]
+    assert result["waited_s"] < 2.5
+
+
+def test_timeout_zero_makes_one_attempt():
+    result, failed = run(f"http://127.0.0.1:{free_port()}", timeout=0)
+    assert failed
+    assert result["attempts"] == 1
+
+
+def test_check_mode_runs_the_probe():
+    with FakeVLLM() as srv:
+        result, failed = run(srv.url, check_mode=True, timeout=5)
+    assert not failed, result
+    assert result["ready"] is True and result["changed"] is False
+    assert "/v1/completions" in paths(srv)
+
+
+@pytest.mark.parametrize(
+    "args, text",
+    [
+        ({"url": "127.0.0.1:8000"}, "invalid url"),
+        ({"url": "http://127.0.0.1:1", "interval": 0}, "interval"),
+        ({"url": "http://127.0.0.1:1", "timeout": -1}, "timeout"),
+        ({"url": "http://127.0.0.1:1", "request_timeout": 0}, "request_timeout"),
+        ({"url": "http://127.0.0.1:1", "probe": "bogus"}, "probe"),
+    ],
+)
+def test_bad_arguments(args, text):
+    result, failed = run_module(vllm_health.main, args)
+    assert failed
+    assert text in result["msg"]
