@@ -11,7 +11,7 @@ base="$("$GPUBOX_ROOT/tests/harness/build-base-image.sh" bookworm)"
 "$GPUBOX_ROOT/tests/harness/wheels.sh" >/dev/null
 tag="$(cd "$GPUBOX_ROOT" && content_hash tests/harness/build-vllm-image.sh tests/harness/vllm-image.yml \
         tests/harness/smollm2_to_hf.py roles/vllm/tasks/install.yml roles/vllm/defaults/main.yml \
-        roles/vllm/templates/pip.conf.j2 <(echo "$base $vllm_version"))"
+        roles/vllm/templates/pip.conf.j2 roles/vllm/vars/*.yml <(echo "$base $vllm_version"))"
 image="gpubox/vllm-cpu:${vllm_version}-${tag}"
 model_out="$GPUBOX_CACHE/models/$model_name"
 

@@ -32,13 +32,15 @@ step "ruff" ruff check .
 step "ruff format" ruff format --check .
 step "ansible-test sanity" tests/harness/sanity.sh
 step "unit tests" pytest tests/unit
+step "installed collection" tests/harness/installed.sh
 
 log "waiting for images"
 if ! wait "$images_pid"; then
   tail -n 60 "$GPUBOX_CACHE/logs/images.log"
   die "image build failed"
 fi
-export GPUBOX_BASE_IMAGE="$(tests/harness/build-base-image.sh bookworm)"
+GPUBOX_BASE_IMAGE="$(tests/harness/build-base-image.sh bookworm)"
+export GPUBOX_BASE_IMAGE
 
 for scenario in ${GPUBOX_SCENARIOS:-default}; do
   step "molecule $scenario" molecule test -s "$scenario"

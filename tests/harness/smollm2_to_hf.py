@@ -23,9 +23,15 @@ def main(gguf_path: str, out_dir: str) -> None:
         name = os.path.basename(gguf_path)
         shutil.copy(gguf_path, os.path.join(src, name))
         tokenizer = AutoTokenizer.from_pretrained(src, gguf_file=name)
-        # The GGUF quantizer cannot serialize; load as float32, then cast and save plainly.
-        model = AutoModelForCausalLM.from_pretrained(src, gguf_file=name, dtype=torch.float32)
-        model = model.to(torch.bfloat16)
+        # Loading dequantizes the GGUF weights, but the model keeps its GGUF quantizer, which refuses
+        # to serialize. Copy the plain weights into a model built from the same config instead.
+        loaded = AutoModelForCausalLM.from_pretrained(src, gguf_file=name, dtype=torch.float32)
+        config = loaded.config
+        if hasattr(config, "quantization_config"):
+            del config.quantization_config
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
+        model.load_state_dict({k: v.to(torch.bfloat16) for k, v in loaded.state_dict().items()})
+        model.generation_config = loaded.generation_config
         tmp_out = out_dir.rstrip("/") + ".partial"
         shutil.rmtree(tmp_out, ignore_errors=True)
         model.save_pretrained(tmp_out)

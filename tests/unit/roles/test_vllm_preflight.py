@@ -1,0 +1,138 @@
+"""The vllm role refuses bad input in preflight, before any change, with a message naming the fix.
+
+Each case runs the real role against localhost in check mode with only its preflight phase, so
+nothing on this machine changes. A fake nvidia-smi (recorded 4x L40S output) stands in for a GPU box.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from ..plugins.modules.test_gpu_info import write_fake
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
+PLAYBOOK = """---
+- name: vllm preflight
+  hosts: all
+  gather_facts: false
+  roles:
+    - role: gpubox.llm.vllm
+"""
+
+
+@pytest.fixture(name="run_preflight")
+def fixture_run_preflight(tmp_path):
+    playbook = tmp_path / "play.yml"
+    playbook.write_text(PLAYBOOK)
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+
+    def run(extra, gpus=None):
+        env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"))
+        bindir = tmp_path / "bin"
+        bindir.mkdir(exist_ok=True)
+        if gpus:
+            write_fake(bindir, gpus)
+        env["PATH"] = f"{bindir}:{os.path.dirname(sys.executable)}:{env['PATH']}"
+        variables = {
+            "vllm_base_dir": str(tmp_path / "opt"),
+            "vllm_python": sys.executable,
+            "ansible_python_interpreter": sys.executable,
+            "vllm_instances": [{"name": "chat", "model": str(model), "port": 8000}],
+        }
+        variables.update(extra)
+        (tmp_path / "vars.json").write_text(json.dumps(variables))
+        proc = subprocess.run(
+            [
+                os.path.join(os.path.dirname(sys.executable), "ansible-playbook"),
+                "-i", "localhost,", "-c", "local", "--check", "--tags", "vllm_preflight",
+                "-e", f"@{tmp_path / 'vars.json'}", str(playbook),
+            ],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=180, check=False,
+        )
+        return proc.returncode, proc.stdout + proc.stderr
+
+    return run
+
+
+def _instance(model_dir, **kw):
+    item = {"name": "chat", "model": model_dir, "port": 8000}
+    item.update(kw)
+    return item
+
+
+def test_good_input_passes(run_preflight, tmp_path):
+    rc, out = run_preflight({})
+    assert rc == 0, out
+    assert "failed=0" in out
+
+
+def test_good_gpu_input_passes(run_preflight, tmp_path):
+    model = str(tmp_path / "model")
+    rc, out = run_preflight(
+        {"vllm_instances": [_instance(model, gpus=[2, 3], args={"tensor_parallel_size": 2})]}, gpus="l40s_4x"
+    )
+    assert rc == 0, out
+
+
+@pytest.mark.parametrize(
+    ("case", "gpus", "expected"),
+    [
+        (
+            {"vllm_instances": [{"name": "a", "model": "m", "port": 8000}, {"name": "b", "model": "m", "port": 8000}]},
+            None,
+            "each instance needs its own port",
+        ),
+        ({"vllm_instances": [{"name": "a b", "model": "m", "port": 8000}]}, None, "names must be unique and match"),
+        ({"vllm_device": "tpu"}, None, "vllm_device"),
+        ({"vllm_instances": [{"name": "a", "model": "m"}]}, None, "port"),
+        ({"_instance": {"gpus": [0]}}, None, "vllm_device resolved to 'cpu'"),
+        ({"_instance": {"gpus": [4]}}, "l40s_4x", "goes beyond the 4 GPUs found"),
+        ({"_instance": {"gpus": [1, 1]}}, "l40s_4x", "lists a GPU twice"),
+        (
+            {"_instance": {"gpus": [0, 1, 2], "args": {"tensor_parallel_size": 2}}},
+            "l40s_4x",
+            "tensor_parallel_size 2 must not exceed and must divide",
+        ),
+        (
+            {"_instance": {"gpus": [0], "args": {"tensor-parallel-size": 2}}},
+            "l40s_4x",
+            "tensor_parallel_size 2 must not exceed and must divide",
+        ),
+        ({"_instance": {"args": {"port": 9000}}}, None, "args must not set port"),
+        ({"_instance": {"api_key": "short"}}, None, "api_key is too short"),
+        ({"_instance": {"model": "/nonexistent/model"}}, None, "is not a model folder"),
+        ({"vllm_device": "cuda"}, None, "nvidia-smi"),
+        ({"vllm_pip_cert": "/a.pem", "vllm_pip_cert_content": "PEM"}, None, "Set only one of vllm_pip_cert"),
+        ({"vllm_min_free_disk_gib": {"cpu": 100000000}}, None, "needs 100000000 GiB"),
+        ({"vllm_python": "/nonexistent/python3"}, None, "vllm_python /nonexistent/python3 cannot run"),
+    ],
+    ids=[
+        "duplicate-port", "bad-name", "unknown-device", "missing-port", "gpus-on-cpu", "gpu-beyond-count",
+        "gpu-twice", "tp-not-dividing", "tp-too-large", "reserved-arg", "short-api-key", "missing-model",
+        "cuda-without-driver", "two-certs", "disk-space", "missing-python",
+    ],
+)
+def test_bad_input_fails_before_any_change(run_preflight, tmp_path, case, gpus, expected):
+    case = dict(case)
+    if "_instance" in case:
+        case["vllm_instances"] = [_instance(str(tmp_path / "model"), **case.pop("_instance"))]
+    rc, out = run_preflight(case, gpus=gpus)
+    assert rc != 0, out
+    assert expected in " ".join(out.split()), out
+    assert "changed=0" in out, out
+
+
+def test_old_python_is_refused(run_preflight, tmp_path):
+    fake = tmp_path / "python3.8"
+    fake.write_text('#!/bin/sh\necho \'{"version": "3.8", "path": "/", "free": 1}\'\n')
+    fake.chmod(0o755)
+    rc, out = run_preflight({"vllm_python": str(fake)})
+    assert rc != 0, out
+    assert "is Python 3.8; vLLM needs Python 3.10 or newer" in " ".join(out.split()), out
