@@ -51,10 +51,23 @@ def fixture_run_preflight(tmp_path):
         proc = subprocess.run(
             [
                 os.path.join(os.path.dirname(sys.executable), "ansible-playbook"),
-                "-i", "localhost,", "-c", "local", "--check", "--tags", "vllm_preflight",
-                "-e", f"@{tmp_path / 'vars.json'}", str(playbook),
+                "-i",
+                "localhost,",
+                "-c",
+                "local",
+                "--check",
+                "--tags",
+                "vllm_preflight",
+                "-e",
+                f"@{tmp_path / 'vars.json'}",
+                str(playbook),
             ],
-            cwd=ROOT, env=env, capture_output=True, text=True, timeout=180, check=False,
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=180,
+            check=False,
         )
         return proc.returncode, proc.stdout + proc.stderr
 
@@ -114,9 +127,22 @@ def test_good_gpu_input_passes(run_preflight, tmp_path):
         ({"vllm_python": "/nonexistent/python3"}, None, "vllm_python /nonexistent/python3 cannot run"),
     ],
     ids=[
-        "duplicate-port", "bad-name", "unknown-device", "missing-port", "gpus-on-cpu", "gpu-beyond-count",
-        "gpu-twice", "tp-not-dividing", "tp-too-large", "reserved-arg", "short-api-key", "missing-model",
-        "cuda-without-driver", "two-certs", "disk-space", "missing-python",
+        "duplicate-port",
+        "bad-name",
+        "unknown-device",
+        "missing-port",
+        "gpus-on-cpu",
+        "gpu-beyond-count",
+        "gpu-twice",
+        "tp-not-dividing",
+        "tp-too-large",
+        "reserved-arg",
+        "short-api-key",
+        "missing-model",
+        "cuda-without-driver",
+        "two-certs",
+        "disk-space",
+        "missing-python",
     ],
 )
 def test_bad_input_fails_before_any_change(run_preflight, tmp_path, case, gpus, expected):
