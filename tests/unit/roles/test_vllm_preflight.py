@@ -125,6 +125,7 @@ def test_good_gpu_input_passes(run_preflight, tmp_path):
         ({"vllm_pip_cert": "/a.pem", "vllm_pip_cert_content": "PEM"}, None, "Set only one of vllm_pip_cert"),
         ({"vllm_min_free_disk_gib": {"cpu": 100000000}}, None, "needs 100000000 GiB"),
         ({"vllm_python": "/nonexistent/python3"}, None, "vllm_python /nonexistent/python3 cannot run"),
+        ({"vllm_min_shm_mib": 100000000}, None, "and need at least vllm_min_shm_mib=100000000 MiB"),
     ],
     ids=[
         "duplicate-port",
@@ -143,6 +144,7 @@ def test_good_gpu_input_passes(run_preflight, tmp_path):
         "two-certs",
         "disk-space",
         "missing-python",
+        "small-shm",
     ],
 )
 def test_bad_input_fails_before_any_change(run_preflight, tmp_path, case, gpus, expected):
