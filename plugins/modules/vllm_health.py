@@ -17,6 +17,8 @@ description:
   - Fails at once, without waiting out O(timeout), when the server answers V(401) or V(403) (the API key is missing
     or wrong), when O(served_model_name) is not among the models the server lists, or on any other HTTP 4xx answer.
   - On timeout the message names what the module was waiting for and the last HTTP status or connection error.
+  - With O(systemd_unit), it also fails soon after the systemd service that runs the server crashes or stops,
+    instead of waiting out O(timeout) while systemd restarts it again and again.
   - The API key is sent as a Bearer token and is never shown in messages.
   - The module only reads; it never reports a change.
 author:
@@ -84,6 +86,19 @@ options:
       - Whether to use a proxy from the environment (E(https_proxy), E(http_proxy), E(no_proxy)).
     type: bool
     default: true
+  systemd_unit:
+    description:
+      - Name of the systemd unit that runs the server, for example V(vllm@qwen.service); usually the service that was
+        just started or restarted.
+      - The module reads the state of the unit once at the start with C(systemctl show), and again after a failed
+        probe (refused connection, HTTP 5xx...), at most once per O(interval). It never queries systemd while the
+        server answers.
+      - It fails at once, without waiting out O(timeout), when the unit is C(failed), when it is C(inactive) (C(dead)),
+        when it crashed and waits to be restarted (sub-state C(auto-restart)), or when its restart counter
+        C(NRestarts) grew since the start of the module, that is the service crashed and systemd restarted it.
+      - The message then gives the state of the unit and points to C(journalctl -u <unit>).
+      - Requires C(systemctl) on the managed node. An empty string is the same as not setting the option.
+    type: str
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
 attributes:
@@ -96,6 +111,8 @@ attributes:
     platforms: posix
 notes:
   - The requests are made from the managed node, so V(http://127.0.0.1:8000) means the server on that node.
+  - O(systemd_unit) needs systemd 235 or later to notice restarts through C(NRestarts); older versions only notice
+    the C(failed), C(inactive) and C(auto-restart) states.
 seealso:
   - name: vLLM OpenAI-compatible server
     description: The endpoints this module polls.
@@ -123,6 +140,20 @@ EXAMPLES = r"""
     interval: 0.5
     timeout: 300
     ca_path: /etc/ssl/certs/internal-ca.pem
+
+- name: Restart vLLM, then wait for it but fail fast if the service crashes
+  ansible.builtin.systemd_service:
+    name: vllm@qwen.service
+    state: restarted
+
+- name: Wait for the restarted service
+  gpubox.llm.vllm_health:
+    url: http://127.0.0.1:8000
+    api_key: "{{ vllm_api_key }}"
+    served_model_name: qwen2.5-7b-instruct
+    systemd_unit: vllm@qwen.service
+    timeout: 900
+  register: vllm
 
 - name: Check that the model list is served, without generating
   gpubox.llm.vllm_health:
@@ -174,6 +205,38 @@ attempts:
   returned: always
   type: int
   sample: 42
+unit_state:
+  description:
+    - State of O(systemd_unit) as last read with C(systemctl show); keys are the systemd property names.
+    - C(NRestarts) and C(ExecMainStatus) are integers; a property that systemd does not report is V(null).
+  returned: when O(systemd_unit) is set
+  type: dict
+  contains:
+    LoadState:
+      description: Whether systemd found the unit, for example V(loaded) or V(not-found).
+      type: str
+    ActiveState:
+      description: For example V(activating), V(active), V(failed) or V(inactive).
+      type: str
+    SubState:
+      description: For example V(start), V(running), V(auto-restart), V(failed) or V(dead).
+      type: str
+    Result:
+      description: Result of the last run, for example V(success), V(exit-code), V(signal) or V(start-limit-hit).
+      type: str
+    ExecMainStatus:
+      description: Exit status (or signal number) of the last main process.
+      type: int
+    NRestarts:
+      description: How often systemd restarted the service automatically.
+      type: int
+  sample:
+    LoadState: loaded
+    ActiveState: activating
+    SubState: auto-restart
+    Result: exit-code
+    ExecMainStatus: 1
+    NRestarts: 2
 """
 
 import time
@@ -188,6 +251,8 @@ from ansible_collections.gpubox.llm.plugins.module_utils.openai_client import (
 
 PROBE_PROMPT = "ping"
 RETRY_4XX = (408, 425, 429)
+UNIT_PROPERTIES = ("LoadState", "ActiveState", "SubState", "Result", "ExecMainStatus", "NRestarts")
+UNIT_INT_PROPERTIES = ("ExecMainStatus", "NRestarts")
 
 
 class NotReady(Exception):
@@ -247,6 +312,86 @@ class Prober:
         self.latency_ms = resp.latency_ms
 
 
+class UnitError(Exception):
+    """systemctl could not report the state of the unit."""
+
+
+def parse_unit_state(text):
+    """Parse the ``Key=Value`` lines of ``systemctl show`` into a dict of UNIT_PROPERTIES."""
+    raw = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep and key.strip() in UNIT_PROPERTIES:
+            raw[key.strip()] = value.strip()
+    state = {}
+    for key in UNIT_PROPERTIES:
+        value = raw.get(key) or None
+        if value is not None and key in UNIT_INT_PROPERTIES:
+            try:
+                value = int(value)
+            except ValueError:
+                value = None
+        state[key] = value
+    return state
+
+
+class UnitWatch:
+    """Reads the state of the systemd unit that runs the server, to notice that it crashed."""
+
+    def __init__(self, module, unit, interval):
+        self.module = module
+        self.unit = unit
+        self.interval = interval
+        self.systemctl = module.get_bin_path("systemctl", required=True)
+        self.read_for = time.monotonic()
+        self.state = self.read()
+        self.initial_restarts = self.state["NRestarts"]
+
+    def read(self):
+        cmd = [self.systemctl, "show", "--property=" + ",".join(UNIT_PROPERTIES), "--", self.unit]
+        rc, out, err = self.module.run_command(cmd)
+        if rc != 0:
+            raise UnitError(f"'systemctl show {self.unit}' failed with rc={rc}: {(err or out).strip()}")
+        state = parse_unit_state(out)
+        if state["ActiveState"] is None:
+            raise UnitError(f"'systemctl show {self.unit}' did not report ActiveState: {out.strip()!r}")
+        return state
+
+    def refresh(self, attempt_began):
+        """Re-read the state after a failed probe, at most once per interval; keep the last state on errors."""
+        if attempt_began - self.read_for < self.interval:
+            return
+        self.read_for = attempt_began
+        try:
+            self.state = self.read()
+        except UnitError:
+            pass
+
+    def describe(self):
+        s = self.state
+        return (
+            f"ActiveState={s['ActiveState']}, SubState={s['SubState']}, Result={s['Result']}, "
+            f"ExecMainStatus={s['ExecMainStatus']}, NRestarts={s['NRestarts']}"
+        )
+
+    def down(self):
+        """Why the unit cannot serve anymore (a phrase), or None while it may still come up."""
+        s = self.state
+        active, sub = s["ActiveState"], s["SubState"] or ""
+        restarts, initial = s["NRestarts"], self.initial_restarts
+        if s["LoadState"] == "not-found":
+            return "was not found (LoadState=not-found)"
+        if active == "failed":
+            return "crashed (ActiveState=failed)"
+        if restarts is not None and initial is not None and restarts > initial:
+            return f"crashed and was restarted by systemd (NRestarts {initial} -> {restarts})"
+        if sub.startswith("auto-restart"):
+            return f"crashed and waits to be restarted by systemd (SubState={sub})"
+        if active == "inactive" and sub == "dead":
+            return "stopped (ActiveState=inactive, SubState=dead)"
+        return None
+
+
 def auth_message(exc, has_key):
     if has_key:
         what = "the API key given in api_key was rejected (wrong key?)"
@@ -268,6 +413,7 @@ def main():
             "validate_certs": {"type": "bool", "default": True},
             "ca_path": {"type": "path"},
             "use_proxy": {"type": "bool", "default": True},
+            "systemd_unit": {"type": "str"},
         },
         supports_check_mode=True,
     )
@@ -293,6 +439,12 @@ def main():
 
     prober = Prober(client, p["probe"], p["served_model_name"])
     start = time.monotonic()
+    watch = None
+    if p["systemd_unit"]:
+        try:
+            watch = UnitWatch(module, p["systemd_unit"], interval)
+        except UnitError as exc:
+            module.fail_json(msg=f"cannot read the state of systemd unit {p['systemd_unit']}: {exc}")
     deadline = start + timeout
     attempts = 0
     last_error = None
@@ -308,6 +460,8 @@ def main():
         }
         if prober.model is not None:
             out["model"] = prober.model
+        if watch is not None:
+            out["unit_state"] = watch.state
         out.update(kwargs)
         return out
 
@@ -335,11 +489,24 @@ def main():
         else:
             module.exit_json(**result(ready=True, probe_latency_ms=prober.latency_ms))
 
+        unit_info = ""
+        if watch is not None:
+            watch.refresh(began)
+            why = watch.down()
+            if why:
+                module.fail_json(
+                    msg=f"systemd unit {watch.unit} {why} while the module was waiting for {prober.waiting_for} "
+                    f"(probe={prober.probe}, {attempts} attempts, last error: {last_error}); "
+                    f"unit state: {watch.describe()}; see 'journalctl -u {watch.unit}'",
+                    **result(),
+                )
+            unit_info = f"; systemd unit {watch.unit}: {watch.describe()}"
+
         now = time.monotonic()
         if now >= deadline:
             module.fail_json(
                 msg=f"waited {timeout}s for {prober.waiting_for} (probe={prober.probe}, {attempts} attempts); "
-                f"last error: {last_error}",
+                f"last error: {last_error}{unit_info}",
                 **result(),
             )
         time.sleep(min(max(interval - (now - began), 0.0), deadline - now))
