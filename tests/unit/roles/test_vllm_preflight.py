@@ -33,7 +33,7 @@ def fixture_run_preflight(tmp_path):
     model.mkdir()
     (model / "config.json").write_text("{}")
 
-    def run(extra, gpus=None):
+    def run(extra, gpus=None, verbosity=0):
         env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"))
         bindir = tmp_path / "bin"
         bindir.mkdir(exist_ok=True)
@@ -58,6 +58,7 @@ def fixture_run_preflight(tmp_path):
                 "--check",
                 "--tags",
                 "vllm_preflight",
+                *(["-" + "v" * verbosity] if verbosity else []),
                 "-e",
                 f"@{tmp_path / 'vars.json'}",
                 str(playbook),
@@ -164,3 +165,13 @@ def test_old_python_is_refused(run_preflight, tmp_path):
     rc, out = run_preflight({"vllm_python": str(fake)})
     assert rc != 0, out
     assert "is Python 3.8; vLLM needs Python 3.10 or newer" in " ".join(out.split()), out
+
+
+def test_api_key_stays_out_of_verbose_output(run_preflight, tmp_path):
+    secret = "sk-gpubox-preflight-0123456789abcdef"
+    model = str(tmp_path / "model")
+    rc, out = run_preflight({"vllm_instances": [_instance(model, api_key=secret)]}, verbosity=3)
+    assert rc == 0, out
+    assert "Check each instance" in out
+    assert "<localhost> EXEC" in out  # really verbose
+    assert secret not in out
