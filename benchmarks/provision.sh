@@ -19,13 +19,7 @@ args=(--dtype float32 --enforce-eager --gpu-memory-utilization 0.3 --max-model-l
 now() { date +%s.%N; }
 
 start_container() {
-  docker rm -f "$1" >/dev/null 2>&1 || true
-  docker run -d --name "$1" --cap-add SYS_ADMIN --cgroupns host \
-    -v /sys/fs/cgroup:/sys/fs/cgroup:rw --tmpfs /run --tmpfs /run/lock --network host --shm-size 2g \
-    -v "$GPUBOX_CACHE/wheels:/var/cache/gpubox/wheels:ro" \
-    -v "$GPUBOX_CACHE/ca-bundle.pem:/var/cache/gpubox/ca-bundle.pem:ro" \
-    -v "$GPUBOX_CACHE/models/SmolLM2-135M-Instruct:$model:ro" "$base" >/dev/null
-  docker exec "$1" systemctl is-system-running --wait >/dev/null 2>&1 || true
+  start_systemd_container "$1" "$base" -v "$GPUBOX_CACHE/models/SmolLM2-135M-Instruct:$model:ro"
 }
 trap 'docker rm -f gpubox-bench-manual gpubox-bench-role >/dev/null 2>&1 || true' EXIT
 

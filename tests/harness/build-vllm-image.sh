@@ -21,12 +21,7 @@ name="gpubox-build-vllm-$$"
 cleanup() { docker rm -f "$name" >/dev/null 2>&1 || true; }
 trap cleanup EXIT
 log "building $image from $base"
-docker run -d --name "$name" --cap-add SYS_ADMIN --cgroupns host \
-  -v /sys/fs/cgroup:/sys/fs/cgroup:rw --tmpfs /run --tmpfs /run/lock --network host \
-  -v "$GPUBOX_CACHE/wheels:/var/cache/gpubox/wheels:ro" \
-  -v "$GPUBOX_CACHE/ca-bundle.pem:/var/cache/gpubox/ca-bundle.pem:ro" \
-  -v "$GPUBOX_CACHE/src:/var/cache/gpubox/src:ro" \
-  "$base" >/dev/null
+start_systemd_container "$name" "$base" -v "$GPUBOX_CACHE/src:/var/cache/gpubox/src:ro"
 
 log "installing vLLM $vllm_version with the vllm role"
 (cd "$GPUBOX_ROOT" && ansible-playbook -i "$name," -c community.docker.docker \

@@ -11,14 +11,8 @@ name=gpubox-demo
 image="$(tests/harness/build-vllm-image.sh)"
 
 if [ "$(docker inspect -f '{{.State.Running}} {{.Config.Image}}' "$name" 2>/dev/null)" != "true $image" ]; then
-  docker rm -f "$name" >/dev/null 2>&1 || true
   log "starting the demo container $name from $image"
-  docker run -d --name "$name" --hostname "$name" --cap-add SYS_ADMIN --cgroupns host \
-    -v /sys/fs/cgroup:/sys/fs/cgroup:rw --tmpfs /run --tmpfs /run/lock --network host --shm-size 2g \
-    -v "$GPUBOX_CACHE/wheels:/var/cache/gpubox/wheels:ro" \
-    -v "$GPUBOX_CACHE/ca-bundle.pem:/var/cache/gpubox/ca-bundle.pem:ro" \
-    "$image" >/dev/null
-  docker exec "$name" systemctl is-system-running --wait >/dev/null 2>&1 || true
+  start_systemd_container "$name" "$image"
 fi
 
 log "ansible-playbook -i inventories/demo site.yml"

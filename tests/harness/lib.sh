@@ -44,3 +44,17 @@ ensure_docker() {
   for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && return; sleep 1; done
   die "dockerd did not start; see ${GPUBOX_CACHE}/dockerd.log"
 }
+
+# Start a systemd container the way every harness script does (host network, a 2 GiB /dev/shm,
+# the wheel cache and CA bundle mounted), then wait for boot. Usage:
+#   start_systemd_container NAME IMAGE [extra docker run args...]
+start_systemd_container() {
+  local name="$1" image="$2"; shift 2
+  docker rm -f "$name" >/dev/null 2>&1 || true
+  docker run -d --name "$name" --hostname "$name" --cap-add SYS_ADMIN --cgroupns host \
+    -v /sys/fs/cgroup:/sys/fs/cgroup:rw --tmpfs /run --tmpfs /run/lock --network host --shm-size 2g \
+    -v "$GPUBOX_CACHE/wheels:/var/cache/gpubox/wheels:ro" \
+    -v "$GPUBOX_CACHE/ca-bundle.pem:/var/cache/gpubox/ca-bundle.pem:ro" \
+    "$@" "$image" >/dev/null
+  docker exec "$name" systemctl is-system-running --wait >/dev/null 2>&1 || true
+}
