@@ -44,7 +44,7 @@ docker rm -f gpubox-bench-manual >/dev/null
 log "P1 gpubox.llm: site.yml on a fresh container"
 start_container gpubox-bench-role
 inv="$out/inventory.yml"
-printf 'llm_servers:\n  hosts:\n    gpubox-bench-role:\n      ansible_connection: community.docker.docker\n' >"$inv"
+printf -- '---\nllm_servers:\n  hosts:\n    gpubox-bench-role:\n      ansible_connection: community.docker.docker\n' >"$inv"
 play=(ansible-playbook -i "$inv" site.yml -e @inventories/demo/group_vars/llm_servers.yml
       -e "@$GPUBOX_CACHE/target-vars.yml" -e gpubox_demo_port=18092)
 t0=$(now)
