@@ -171,8 +171,16 @@ def run_role(tmp_path, role, *, variables=None, facts=None, tags=None, module_de
         "hosts": "all",
         "gather_facts": False,
         "tasks": [
-            {"name": "Pretend to be the OS under test", "gpubox_test_facts": {"facts": facts or os_facts("debian12")}},
-            {"name": "Run the role", "ansible.builtin.include_role": {"name": f"gpubox.llm.{role}"}},
+            {
+                "name": "Pretend to be the OS under test",
+                "gpubox_test_facts": {"facts": facts or os_facts("debian12")},
+                "tags": ["always"],
+            },
+            {
+                "name": "Run the role",
+                "ansible.builtin.include_role": {"name": f"gpubox.llm.{role}"},
+                "tags": ["always"],
+            },
         ],
     }
     if module_defaults:
