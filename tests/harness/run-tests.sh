@@ -42,8 +42,25 @@ fi
 GPUBOX_BASE_IMAGE="$(tests/harness/build-base-image.sh bookworm)"
 export GPUBOX_BASE_IMAGE
 
-for scenario in ${GPUBOX_SCENARIOS:-default}; do
-  step "molecule $scenario" molecule test -s "$scenario"
+# Scenarios run side by side (GPUBOX_JOBS at a time, default 2): each one mostly waits on its container.
+mkdir -p "$GPUBOX_CACHE/apt-archives/partial"
+read -r -a scenarios <<<"${GPUBOX_SCENARIOS:-default nvidia_debian}"
+for scenario in "${scenarios[@]}"; do
+  while [ "$(jobs -rp | wc -l)" -ge "${GPUBOX_JOBS:-2}" ]; do sleep 2; done
+  log "== molecule $scenario started (log: $GPUBOX_CACHE/logs/molecule-$scenario.log)"
+  rm -f "$GPUBOX_CACHE/logs/molecule-$scenario.rc"
+  ( rc=0; molecule test -s "$scenario" >"$GPUBOX_CACHE/logs/molecule-$scenario.log" 2>&1 || rc=$?
+    echo "$rc" >"$GPUBOX_CACHE/logs/molecule-$scenario.rc" ) &
+done
+wait
+for scenario in "${scenarios[@]}"; do
+  if [ "$(cat "$GPUBOX_CACHE/logs/molecule-$scenario.rc" 2>/dev/null)" = 0 ]; then
+    tail -n 40 "$GPUBOX_CACHE/logs/molecule-$scenario.log"
+    log "== molecule $scenario: ok"; passed=$((passed + 1))
+  else
+    cat "$GPUBOX_CACHE/logs/molecule-$scenario.log"
+    log "== molecule $scenario: FAILED"; failed=$((failed + 1)); status=1
+  fi
 done
 
 echo "checks: $passed passed, $failed failed"
