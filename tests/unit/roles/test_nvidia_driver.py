@@ -298,3 +298,45 @@ def test_debian_components_file(tmp_path):
     assert "Components: contrib non-free non-free-firmware\n" in text
     assert "URIs: http://deb.debian.org/debian-security\n" in text
     assert "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg" in text
+
+
+@pytest.mark.parametrize(
+    ("os_name", "path", "expected"),
+    [
+        (
+            "ubuntu2404",
+            "/etc/apt/sources.list.d/cuda-ubuntu2404-x86_64.sources",
+            [
+                "URIs: https://developer.download.nvidia.com/compute/cuda/repos/ubuntu2404/x86_64/\n",
+                "Signed-By: /etc/apt/keyrings/cuda-archive-keyring.asc\n",
+            ],
+        ),
+        (
+            "rocky9",
+            "yum.repos.d/cuda-rhel9.repo",
+            [
+                "baseurl=https://developer.download.nvidia.com/compute/cuda/repos/rhel9/x86_64\n",
+                "gpgcheck=1\n",
+            ],
+        ),
+    ],
+)
+def test_cuda_repo_source_writes_nvidia_repository(tmp_path, os_name, path, expected):
+    # The driver role brings NVIDIA's repository through gpubox.llm.cuda_repo, under the driver's own tags.
+    repos = tmp_path / "yum.repos.d"
+    repos.mkdir()
+    paths = make_host(tmp_path / "host", gpus=[dict(L40S)], kernel_release=KERNELS[os_name.rstrip("0123456789")])
+    run = run_role(
+        tmp_path,
+        "nvidia_driver",
+        variables={"nvidia_driver_source": "cuda_repo", "cuda_repo_yum_repos_dir": str(repos)},
+        facts=os_facts(os_name),
+        tags=REPOS,
+        module_defaults={"gpubox.llm.nvidia_driver_facts": paths},
+        # No key download, and no package manager for a foreign OS here.
+        extra_args=("--skip-tags", "cuda_repo_install,cuda_repo_verify"),
+    )
+    assert run.rc == 0, run.failure() or run.output
+    text = run.rendered(str(repos / "cuda-rhel9.repo") if os_name == "rocky9" else path)
+    for line in expected:
+        assert line in text
