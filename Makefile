@@ -27,7 +27,7 @@ sanity: deps  ## ansible-test sanity on a copy under ansible_collections/gpubox/
 	tests/harness/sanity.sh
 
 unit: deps  ## pytest unit tests
-	pytest tests/unit
+	pytest -n 2 tests/unit
 
 images: deps  ## Build the base image and the vLLM CPU image (cached per machine)
 	tests/harness/build-base-image.sh bookworm && tests/harness/build-vllm-image.sh

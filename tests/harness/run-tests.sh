@@ -31,7 +31,7 @@ step "ansible-lint" ansible-lint --offline
 step "ruff" ruff check .
 step "ruff format" ruff format --check .
 step "ansible-test sanity" tests/harness/sanity.sh
-step "unit tests" pytest tests/unit
+step "unit tests" pytest -n 2 tests/unit
 step "installed collection" tests/harness/installed.sh
 
 log "waiting for images"
