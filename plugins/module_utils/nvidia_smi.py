@@ -16,6 +16,10 @@ Formats handled:
   and ``NIC Legend:`` footers). Space separated copies are accepted too.
 * ``nvidia-smi -q`` (or ``-q -d <section>``) header and the default ``nvidia-smi``
   banner, for the driver and CUDA versions.
+* ``nvidia-smi --query-compute-apps=<QUERY_COMPUTE_APPS_FIELDS> --format=csv,noheader,nounits``
+  (one line per process and GPU; ``used_memory`` in MiB, ``[N/A]`` where the driver cannot
+  attribute memory to a process, e.g. under Windows WDDM or for MIG instances without privileges;
+  no output at all, or ``No running processes found``, when no process has a compute context).
 """
 
 from __future__ import annotations
@@ -42,6 +46,11 @@ QUERY_GPU_FIELDS = (
 )
 
 QUERY_GPU_FORMAT = "csv,noheader,nounits"
+
+# ``nvidia-smi --help-query-compute-apps``: "pid", "gpu_uuid", "used_gpu_memory" or "used_memory"
+# (MiB with nounits), "process_name" or "name". process_name comes last: it is the only free-text
+# value and may contain commas.
+QUERY_COMPUTE_APPS_FIELDS = ("pid", "gpu_uuid", "used_memory", "process_name")
 
 # Values nvidia-smi prints when a field has no value on this GPU/driver.
 NOT_AVAILABLE = frozenset(
@@ -205,16 +214,17 @@ def sysfs_pci_address(bus_id):
 
 
 class _Line:
-    """One line of --query-gpu output, for error messages."""
+    """One line of --query-gpu (or --query-compute-apps) output, for error messages."""
 
-    def __init__(self, number, text, output):
+    def __init__(self, number, text, output, query="--query-gpu"):
         self.number = number
         self.text = text
         self.output = output
+        self.query = query
 
     def error(self, problem):
         return NvidiaSmiParseError(
-            f"malformed nvidia-smi --query-gpu output, line {self.number}: {problem}: {self.text!r}",
+            f"malformed nvidia-smi {self.query} output, line {self.number}: {problem}: {self.text!r}",
             output=self.output,
             line_number=self.number,
             line=self.text,
@@ -461,3 +471,64 @@ def parse_versions(output):
 def parse_cuda_version(output):
     """Shortcut for ``parse_versions(output)["cuda_version"]``."""
     return parse_versions(output)["cuda_version"]
+
+
+# Values nvidia-smi prints in --query-compute-apps for what it may not show this caller.
+_COMPUTE_APPS_NOT_AVAILABLE = frozenset(("Insufficient Permissions", "[Insufficient Permissions]"))
+_NO_PROCESSES_RE = re.compile(r"^\s*No running (?:compute )?processes found\s*$", re.I)
+
+
+def parse_query_compute_apps(output, fields=QUERY_COMPUTE_APPS_FIELDS):
+    """Parse ``--query-compute-apps=<fields> --format=csv,noheader,nounits`` output.
+
+    Returns one dict per line (a process with contexts on two GPUs gives two) with keys
+    ``pid`` (int), ``gpu_uuid`` (str), ``used_memory_mib`` (int, or None for ``[N/A]``)
+    and ``process_name`` (str or None); ``fields`` must contain pid and gpu_uuid, and
+    every field other than process_name/name must come before it. Empty output and
+    ``No running processes found`` give ``[]``. Raises NvidiaSmiCommandError for known
+    error text, NvidiaSmiParseError for anything else that does not fit.
+    """
+    detect_error(output)
+    fields = tuple(fields)
+    names = [f for f in fields if f in ("process_name", "name")]
+    if names and fields[-1] != names[0]:
+        raise ValueError("process_name must be the last --query-compute-apps field")
+    apps = []
+    for number, text in enumerate(output.splitlines(), 1):
+        if not text.strip() or _NO_PROCESSES_RE.match(text):
+            continue
+        line = _Line(number, text, output, query="--query-compute-apps")
+        # Only the trailing process name may contain the separator.
+        values = [v.strip() for v in text.split(",", len(fields) - 1 if names else -1)]
+        if len(values) != len(fields):
+            raise line.error(f"expected {len(fields)} fields, got {len(values)}")
+        raw = dict(zip(fields, values, strict=True))
+        apps.append(_convert_app(raw, line))
+    return apps
+
+
+def _convert_app(raw, line):
+    pid = _to_int(raw.get("pid"), "pid", line)
+    if pid is None or pid <= 0:
+        raise line.error("field pid: missing")
+    uuid = na_to_none(raw.get("gpu_uuid"))
+    if uuid is None:
+        raise line.error("field gpu_uuid: missing")
+    memory_field = "used_gpu_memory" if "used_gpu_memory" in raw else "used_memory"
+    memory = raw.get(memory_field)
+    name = raw.get("process_name", raw.get("name"))
+    if name is not None and name.strip() in _COMPUTE_APPS_NOT_AVAILABLE:
+        name = None
+    if memory is not None and memory.strip() in _COMPUTE_APPS_NOT_AVAILABLE:
+        memory = None
+    return {
+        "pid": pid,
+        "gpu_uuid": uuid,
+        "used_memory_mib": _to_int(memory, memory_field, line, "MiB"),
+        "process_name": na_to_none(name),
+    }
+
+
+def gpu_index_by_uuid(gpus):
+    """Map each GPU's UUID (lower case) to its index, from parse_query_gpu() output."""
+    return {g["uuid"].lower(): g["index"] for g in gpus if g.get("uuid")}

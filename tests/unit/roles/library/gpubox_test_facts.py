@@ -1,4 +1,3 @@
-#!/usr/bin/python
 # Copyright: (c) 2026, gpubox.llm maintainers
 # SPDX-License-Identifier: Apache-2.0
 """Test-only module: returns the facts it is given, so a role run on localhost sees another OS."""
