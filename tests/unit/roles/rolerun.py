@@ -130,7 +130,7 @@ class Run:
     def result(self, name):
         """The result of the last task whose name ends with ``name``."""
         found = [r for n, r in self.tasks() if n.endswith(name)]
-        assert found, f"no task named {name!r}; ran: {[n for n, _ in self.tasks()]}"
+        assert found, f"no task named {name!r}; ran: {[task[0] for task in self.tasks()]}"
         return found[-1]
 
     def failure(self):

@@ -363,7 +363,7 @@ def test_key_is_downloaded_checked_and_left_alone_after(tmp_path):
     assert oct(keyring.stat().st_mode & 0o777) == "0o644"
     assert run.result("Install | Download the key")["changed"] is True
 
-    again, _ = _key_run(tmp_path, KEY_ONE, KEY_ONE_FPR)
+    again = _key_run(tmp_path, KEY_ONE, KEY_ONE_FPR)[0]
     assert again.rc == 0, again.output
     assert _changed_tasks(again) == []
 
@@ -372,7 +372,7 @@ def test_key_with_another_fingerprint_is_replaced(tmp_path):
     keyring = tmp_path / "keyrings" / "cuda-archive-keyring.asc"
     keyring.parent.mkdir()
     keyring.write_text(KEY_TWO)  # another distro's key, left from before a release upgrade
-    run, _ = _key_run(tmp_path, KEY_ONE, KEY_ONE_FPR, keyring)
+    run = _key_run(tmp_path, KEY_ONE, KEY_ONE_FPR, keyring)[0]
     assert run.rc == 0, run.output
     assert keyring.read_text() == KEY_ONE
 
@@ -383,7 +383,7 @@ def test_key_with_the_wrong_fingerprint_is_removed_and_fails(tmp_path, already_t
     if already_there:  # the server still serves the same wrong key: nothing to download, still refused
         keyring.parent.mkdir()
         keyring.write_text(KEY_TWO)
-    run, _ = _key_run(tmp_path, KEY_TWO, KEY_ONE_FPR, keyring)
+    run = _key_run(tmp_path, KEY_TWO, KEY_ONE_FPR, keyring)[0]
     assert run.rc != 0
     message = " ".join(run.failure().split())
     assert f"({keyring}) has the fingerprint(s) {KEY_TWO_FPR}, not {KEY_ONE_FPR}. The role removed it" in message

@@ -78,7 +78,7 @@ def test_repository_plan(tmp_path, os_name, repository, family):
         "driver_pins": [],
     }
     # cuda_repo's preflight ran inside the toolkit's, so its checks come before any change too.
-    assert any(name.endswith("cuda_repo : Preflight | Check the distribution release") for name, _ in run.tasks())
+    assert any(name.endswith("cuda_repo : Preflight | Check the distribution release") for name, _result in run.tasks())
     assert run.changed_paths() == [PROFILE]
 
 
@@ -103,7 +103,7 @@ def test_distro_plan(tmp_path, os_name, version, given):
         "/usr/bin/nvcc",
         "",
     )
-    assert not any(" cuda_repo : " in name for name, _ in run.tasks())
+    assert not any(" cuda_repo : " in name for name, _result in run.tasks())
 
 
 @pytest.mark.parametrize(

@@ -19,8 +19,8 @@ P40 = {"device_id": "0x1b38"}
 V100 = {"device_id": "0x1db4"}
 RTX5090 = {"device_id": "0x2b85"}
 PRO6000 = {"device_id": "0x2bb1"}
-PREFLIGHT = ["nvidia_driver_preflight"]
-REPOS = ["nvidia_driver_preflight", "nvidia_driver_repository"]
+PREFLIGHT = ("nvidia_driver_preflight",)
+REPOS = ("nvidia_driver_preflight", "nvidia_driver_repository")
 
 
 KERNELS = {"debian": "6.1.0-28-amd64", "ubuntu": "6.8.0-49-generic", "rocky": "5.14.0-503.14.1.el9_5.x86_64"}
