@@ -223,6 +223,12 @@ class OpenAIClient:
         payload.update(kwargs)
         return self.request("POST", "/v1/completions", payload=payload, timeout=timeout)
 
+    def embeddings(self, model, text, timeout=None, **kwargs):
+        """POST /v1/embeddings; ``text`` is a string or a list of strings."""
+        payload = {"model": model, "input": text}
+        payload.update(kwargs)
+        return self.request("POST", "/v1/embeddings", payload=payload, timeout=timeout)
+
     def chat(self, model, messages, timeout=None, **kwargs):
         """POST /v1/chat/completions; extra keyword arguments go into the request body."""
         payload = {"model": model, "messages": messages}

@@ -52,8 +52,10 @@ options:
       - V(models) waits for C(GET /v1/models) to answer V(200) with at least one model.
       - V(completion) does what V(models) does, then waits for C(POST /v1/completions) with C(max_tokens=1) to
         answer V(200); this proves the engine really generates.
+      - V(embedding) does what V(models) does, then waits for C(POST /v1/embeddings) to return a vector; use it
+        for embedding models (C(--runner pooling)), which do not serve completions.
     type: str
-    choices: [health, models, completion]
+    choices: [health, models, completion, embedding]
     default: completion
   timeout:
     description:
@@ -179,8 +181,8 @@ models:
   elements: str
   sample: ["qwen2.5-7b-instruct"]
 model:
-  description: Model that was sent the one-token completion.
-  returned: when O(probe=completion) reached the completion request
+  description: Model that was sent the one-token completion (or the embedding request).
+  returned: when O(probe=completion) or O(probe=embedding) reached that request
   type: str
   sample: qwen2.5-7b-instruct
 waited_s:
@@ -303,6 +305,16 @@ class Prober:
         if self.probe == "models":
             return
         self.model = self.served_model_name or self.models[0]
+        if self.probe == "embedding":
+            url = self.client.url_for("/v1/embeddings")
+            self.waiting_for = f"{url} to embed a word with model {self.model!r}"
+            resp = self.client.embeddings(self.model, PROBE_PROMPT, timeout=timeout)
+            self.status = resp.status
+            data = resp.data.get("data") if isinstance(resp.data, dict) else None
+            if not data or not isinstance(data[0], dict) or not data[0].get("embedding"):
+                raise NotReady(f"HTTP {resp.status} from POST {url} has no embedding in 'data'")
+            self.latency_ms = resp.latency_ms
+            return
         url = self.client.url_for("/v1/completions")
         self.waiting_for = f"{url} to answer a 1-token completion for model {self.model!r}"
         resp = self.client.completion(self.model, PROBE_PROMPT, max_tokens=1, timeout=timeout)
@@ -406,7 +418,11 @@ def main():
             "url": {"type": "str", "required": True},
             "api_key": {"type": "str", "no_log": True},
             "served_model_name": {"type": "str"},
-            "probe": {"type": "str", "default": "completion", "choices": ["health", "models", "completion"]},
+            "probe": {
+                "type": "str",
+                "default": "completion",
+                "choices": ["health", "models", "completion", "embedding"],
+            },
             "timeout": {"type": "int", "default": 600},
             "interval": {"type": "float", "default": 1.0},
             "request_timeout": {"type": "float", "default": 30.0},

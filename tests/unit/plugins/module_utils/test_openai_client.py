@@ -43,6 +43,7 @@ class FakeVLLM:
         warmup=0.0,
         warmup_status=503,
         completion_status=200,
+        embedding_status=200,
         hang=0.0,
         models_body=None,
     ):
@@ -52,6 +53,7 @@ class FakeVLLM:
         self.warmup = warmup
         self.warmup_status = warmup_status
         self.completion_status = completion_status
+        self.embedding_status = embedding_status
         self.hang = hang
         self.models_body = models_body
         self.port = free_port()
@@ -125,6 +127,14 @@ class FakeVLLM:
                         200,
                         {"id": "cmpl-1", "object": obj, "model": body["model"], "choices": [choice], "usage": usage},
                     )
+                if self.path == "/v1/embeddings" and method == "POST":
+                    if body.get("model") not in fake.models:
+                        msg = f"The model `{body.get('model')}` does not exist."
+                        return self._send(404, {"error": {"message": msg, "type": "NotFoundError", "code": 404}})
+                    if fake.embedding_status != 200:
+                        return self._send(fake.embedding_status, {"error": {"message": "boom"}})
+                    item = {"object": "embedding", "index": 0, "embedding": [0.125, -0.5, 0.25]}
+                    return self._send(200, {"object": "list", "model": body["model"], "data": [item]})
                 return self._send(404, {"detail": "Not Found"})
 
             def do_GET(self):
