@@ -29,11 +29,14 @@ sanity: deps  ## ansible-test sanity on a copy under ansible_collections/gpubox/
 unit: deps  ## pytest unit tests
 	pytest -n 2 tests/unit
 
-images: deps  ## Build the base image and the vLLM CPU image (cached per machine)
-	tests/harness/build-base-image.sh bookworm && tests/harness/build-vllm-image.sh
+images: deps  ## Build the base images (bookworm, trixie) and the vLLM CPU image (cached per machine)
+	tests/harness/build-base-image.sh bookworm && tests/harness/build-vllm-image.sh \
+	  && tests/harness/build-base-image.sh trixie
 
 molecule: deps images  ## Molecule scenario(s): make molecule SCENARIO=default
-	GPUBOX_BASE_IMAGE=$$(tests/harness/build-base-image.sh bookworm) molecule test -s $(or $(SCENARIO),default)
+	. tests/harness/lib.sh && GPUBOX_BASE_IMAGE=$$(tests/harness/build-base-image.sh bookworm) \
+	  GPUBOX_TRIXIE_IMAGE=$$(tests/harness/build-base-image.sh trixie) \
+	  GPUBOX_VLLM_IMAGE=$$(tests/harness/build-vllm-image.sh) molecule test -s $(or $(SCENARIO),default)
 
 build:  ## Build the collection tarball
 	ansible-galaxy collection build --force

@@ -11,7 +11,9 @@ export ANSIBLE_FORCE_COLOR=0 PY_COLORS=0
 mkdir -p "$GPUBOX_CACHE/logs"
 
 log "building images in the background (log: $GPUBOX_CACHE/logs/images.log)"
-( tests/harness/build-base-image.sh bookworm && tests/harness/build-vllm-image.sh ) \
+# Debian 13 (trixie) is the compose scenario's target: its archive has compose v2.
+( tests/harness/build-base-image.sh bookworm && tests/harness/build-vllm-image.sh \
+  && tests/harness/build-base-image.sh trixie ) \
   >"$GPUBOX_CACHE/logs/images.log" 2>&1 &
 images_pid=$!
 
@@ -40,11 +42,13 @@ if ! wait "$images_pid"; then
   die "image build failed"
 fi
 GPUBOX_BASE_IMAGE="$(tests/harness/build-base-image.sh bookworm)"
-export GPUBOX_BASE_IMAGE
+GPUBOX_VLLM_IMAGE="$(tests/harness/build-vllm-image.sh)"
+GPUBOX_TRIXIE_IMAGE="$(tests/harness/build-base-image.sh trixie)"
+export GPUBOX_BASE_IMAGE GPUBOX_VLLM_IMAGE GPUBOX_TRIXIE_IMAGE
 
 # Scenarios run side by side (GPUBOX_JOBS at a time, default 2): each one mostly waits on its container.
-mkdir -p "$GPUBOX_CACHE/apt-archives/partial"
-read -r -a scenarios <<<"${GPUBOX_SCENARIOS:-default nvidia_debian}"
+mkdir -p "$GPUBOX_CACHE/apt-archives/partial" "$GPUBOX_CACHE/apt-archives-trixie/partial"
+read -r -a scenarios <<<"${GPUBOX_SCENARIOS:-default nvidia_debian multi_instance rollback compose}"
 for scenario in "${scenarios[@]}"; do
   while [ "$(jobs -rp | wc -l)" -ge "${GPUBOX_JOBS:-2}" ]; do sleep 2; done
   log "== molecule $scenario started (log: $GPUBOX_CACHE/logs/molecule-$scenario.log)"

@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from ..plugins.modules.test_gpu_info import write_fake
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
+SMOLLM2_CONFIG = Path(ROOT) / "tests" / "unit" / "fixtures" / "hf_configs" / "SmolLM2-135M-Instruct.json"
 PLAYBOOK = """---
 - name: vllm preflight
   hosts: all
@@ -31,7 +34,8 @@ def fixture_run_preflight(tmp_path):
     playbook.write_text(PLAYBOOK)
     model = tmp_path / "model"
     model.mkdir()
-    (model / "config.json").write_text("{}")
+    # A real config (SmolLM2-135M-Instruct), so that the planner can size it; no weights: estimated from it.
+    (model / "config.json").write_text(SMOLLM2_CONFIG.read_text())
 
     def run(extra, gpus=None, verbosity=0):
         env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"))
@@ -88,7 +92,7 @@ def test_good_input_passes(run_preflight, tmp_path):
 
 
 def test_good_gpu_input_passes(run_preflight, tmp_path):
-    model = str(tmp_path / "model")
+    model = _model(tmp_path, "Llama-3.1-8B-Instruct")
     rc, out = run_preflight(
         {"vllm_instances": [_instance(model, gpus=[2, 3], args={"tensor_parallel_size": 2})]}, gpus="l40s_4x"
     )
@@ -175,3 +179,79 @@ def test_api_key_stays_out_of_verbose_output(run_preflight, tmp_path):
     assert "Check each instance" in out
     assert "<localhost> EXEC" in out  # really verbose
     assert secret not in out
+
+
+def test_shared_gpu_needs_budgets(run_preflight, tmp_path):
+    model = _model(tmp_path, "Llama-3.1-8B-Instruct")
+    chat = _instance(model, gpus=[0, 1], args={"tensor_parallel_size": 2})
+    small = str(tmp_path / "model")
+    embed = _instance(small, name="embed", port=8001, gpus=[1], task="embed", args={"gpu_memory_utilization": 0.1})
+    rc, out = run_preflight({"vllm_instances": [chat, embed]}, gpus="l40s_4x")
+    assert rc != 0, out
+    text = " ".join(out.split())
+    assert "GPU 1 is shared by chat (gpus [0, 1]) and embed (gpus [1]), but chat declares no budget." in text, out
+    assert "changed=0" in out, out
+
+    chat["args"]["gpu_memory_utilization"] = 0.9
+    rc, out = run_preflight({"vllm_instances": [chat, embed]}, gpus="l40s_4x")
+    assert rc != 0, out
+    assert "whose budgets sum to 1 (chat 0.9 + embed 0.1), more than 0.95" in " ".join(out.split()), out
+
+    chat["args"]["gpu_memory_utilization"] = 0.8
+    rc, out = run_preflight({"vllm_instances": [chat, embed]}, gpus="l40s_4x")
+    assert rc == 0, out
+
+
+def _model(tmp_path, config):
+    folder = tmp_path / config
+    folder.mkdir(exist_ok=True)
+    (folder / "config.json").write_text((SMOLLM2_CONFIG.parent / f"{config}.json").read_text())
+    return str(folder)
+
+
+def test_model_that_does_not_fit_stops_with_alternatives(run_preflight, tmp_path):
+    model = _model(tmp_path, "Llama-3.1-70B-Instruct")
+    inst = _instance(model, gpus=[0], args={"max_model_len": 8192})
+    rc, out = run_preflight({"vllm_instances": [inst]}, gpus="l40s_4x")
+    assert rc != 0, out
+    text = " ".join(out.split())
+    assert "chat (Llama-3.1-70B-Instruct) does not fit with tensor_parallel_size 1" in text, out
+    assert "Alternatives that fit" in text or "No alternative" in text, out
+    assert "changed=0" in out, out
+
+
+def test_auto_tensor_parallel_size_comes_from_the_plan(run_preflight, tmp_path):
+    model = _model(tmp_path, "Llama-3.1-70B-Instruct")
+    inst = _instance(model, gpus=[0, 1, 2, 3], args={"tensor_parallel_size": "auto", "max_model_len": 8192})
+    rc, out = run_preflight({"vllm_instances": [inst]}, gpus="l40s_4x", verbosity=1)
+    assert rc == 0, out
+    # 141 GB of bf16 weights need all four 48 GB GPUs.
+    resolved = (
+        r"__vllm_resolved_args:\s+chat:\s+max_model_len: 8192\s+pipeline_parallel_size: 1\s+tensor_parallel_size: 4\s"
+    )
+    assert re.search(resolved, out), out
+
+
+def test_auto_needs_a_local_model(run_preflight):
+    inst = {
+        "name": "chat",
+        "model": "meta-llama/Llama-3.1-8B-Instruct",
+        "port": 8000,
+        "args": {"max_model_len": "auto"},
+    }
+    rc, out = run_preflight({"vllm_instances": [inst]})
+    assert rc != 0, out
+    assert "vllm_instances chat: tensor_parallel_size, pipeline_parallel_size or max_model_len is 'auto'" in " ".join(
+        out.split()
+    ), out
+
+
+def test_tensor_parallel_size_must_divide_the_heads(run_preflight, tmp_path):
+    # SmolLM2 has 9 attention heads and 3 KV heads: TP 2 cannot split them.
+    inst = _instance(str(tmp_path / "model"), gpus=[0, 1], args={"tensor_parallel_size": 2})
+    rc, out = run_preflight({"vllm_instances": [inst]}, gpus="l40s_4x")
+    assert rc != 0, out
+    text = " ".join(out.split())
+    assert "tensor_parallel_size 2 does not work for chat (model) (9 attention heads, 3 KV heads)" in text, out
+    assert "Valid sizes up to 8: 1, 3" in text, out
+    assert "changed=0" in out, out

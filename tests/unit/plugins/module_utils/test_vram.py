@@ -600,7 +600,8 @@ def test_max_model_len_boundary_on_cpu():
     assert not short["fits"]
     assert "max_model_len 2,048 needs" in short["reasons"][0]
     assert "one sequence can use 1,920 of its 2,048 tokens" in short["reasons"][0]
-    auto = vram.plan(kv_cache_memory_bytes=need - 1, **dict(args, max_model_len="auto"))
+    auto_args = {**args, "max_model_len": "auto"}
+    auto = vram.plan(kv_cache_memory_bytes=need - 1, **auto_args)
     assert auto["max_model_len"] == 1920
 
 
