@@ -112,8 +112,8 @@ def gateway_routes(hostvars, backend_hosts, gateway_host):
     problems = []
     if not backend_hosts:
         problems.append(
-            f"{gateway_host}: the gateway has no serving hosts (gateway_backend_hosts is empty). Fix: put the hosts "
-            "that run vLLM in the llm_servers group, or set gateway_backend_hosts."
+            "the gateway has no serving hosts (gateway_backend_hosts is empty). Fix: put the hosts that run vLLM in "
+            "the llm_servers group, or set gateway_backend_hosts."
         )
     models = {}
     for host in backend_hosts:
@@ -178,6 +178,54 @@ def gateway_routes(hostvars, backend_hosts, gateway_host):
     return {"models": result, "problems": problems}
 
 
+def _source(hostvars, gateway):
+    """The address a gateway's connections come from, as its backends see them."""
+    variables = _vars(hostvars, gateway)
+    facts = _get(variables, "ansible_facts", {}) or {}
+    default_ipv4 = facts.get("default_ipv4") or {}
+    return _get(variables, "gateway_source_address") or default_ipv4.get("address")
+
+
+def gateway_firewall(hostvars, gateway_hosts, backend_host, backend_hosts=None):
+    """Rules for a serving host's firewall: each instance port a gateway routes to, open to that gateway only.
+
+    ``backend_hosts`` is the default list of serving hosts of a gateway that does not set gateway_backend_hosts.
+    Returns ``{"rules": [{"port", "proto", "sources", "comment"}], "problems": [...]}``.
+    """
+    if not is_sequence(gateway_hosts):
+        raise AnsibleFilterError("gateway_firewall: gateway_hosts must be a list of inventory names")
+    rules, problems = {}, []
+    for gateway in gateway_hosts:
+        if gateway == backend_host:
+            continue  # the gateway's own instances are reached on loopback
+        backends = _get(_vars(hostvars, gateway), "gateway_backend_hosts", backend_hosts or [])
+        if backend_host not in backends:
+            continue
+        mine = [
+            server
+            for model in gateway_routes(hostvars, backends, gateway)["models"]
+            for server in model["servers"]
+            if server["host"] == backend_host
+        ]
+        if not mine:
+            continue
+        source = _source(hostvars, gateway)
+        if not source:
+            problems.append(
+                f"{backend_host}: the address of gateway {gateway} is unknown, so the firewall cannot admit it. "
+                f"Fix: gather {gateway}'s facts in the same run, or set gateway_source_address for it."
+            )
+            continue
+        for server in mine:
+            port = int(server["address"].rsplit(":", 1)[1])
+            rule = rules.setdefault(
+                port, {"port": port, "proto": "tcp", "sources": [], "comment": f"gpubox vllm@{server['instance']}"}
+            )
+            if source not in rule["sources"]:
+                rule["sources"].append(source)
+    return {"rules": [rules[port] for port in sorted(rules)], "problems": problems}
+
+
 class FilterModule:
     def filters(self):
-        return {"gateway_routes": gateway_routes}
+        return {"gateway_routes": gateway_routes, "gateway_firewall": gateway_firewall}

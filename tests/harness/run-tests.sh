@@ -48,7 +48,7 @@ export GPUBOX_BASE_IMAGE GPUBOX_VLLM_IMAGE GPUBOX_TRIXIE_IMAGE
 
 # Scenarios run side by side (GPUBOX_JOBS at a time, default 2): each one mostly waits on its container.
 mkdir -p "$GPUBOX_CACHE/apt-archives/partial" "$GPUBOX_CACHE/apt-archives-trixie/partial"
-read -r -a scenarios <<<"${GPUBOX_SCENARIOS:-default nvidia_debian multi_instance rollback compose}"
+read -r -a scenarios <<<"${GPUBOX_SCENARIOS:-gateway default nvidia_debian multi_instance rollback compose}"
 for scenario in "${scenarios[@]}"; do
   while [ "$(jobs -rp | wc -l)" -ge "${GPUBOX_JOBS:-2}" ]; do sleep 2; done
   log "== molecule $scenario started (log: $GPUBOX_CACHE/logs/molecule-$scenario.log)"
