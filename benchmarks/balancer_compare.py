@@ -40,6 +40,7 @@ import contextlib
 import http.client
 import http.server
 import json
+import math
 import os
 import random
 import shutil
@@ -614,7 +615,7 @@ def run_balancer(
             ports = [port] * args.concurrency
         # warm up keep-alive pools and the router's state without counting it
         for p in set(ports):
-            for _ in range(4):
+            for _attempt in range(4):
                 chat_ok(p, args.model)
         return run_load(args, ports, stubs, failure)
     finally:
@@ -627,7 +628,7 @@ def run_balancer(
 
 
 def fmt(v: float) -> str:
-    return "n/a" if v != v else f"{v:.0f}"  # noqa: PLR0124 (nan check)
+    return "n/a" if math.isnan(v) else f"{v:.0f}"
 
 
 def markdown(rows: list[dict], direct_p50: float | None, slow_ms: float) -> str:

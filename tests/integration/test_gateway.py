@@ -159,11 +159,11 @@ def test_per_key_body_limit(base_url, tls, client):
 
 def test_per_key_rate_limit(raw):
     auth = {"Authorization": f"Bearer {_key('limited')}"}
-    statuses = [raw.post("/v1/completions", headers=auth, json={}).status_code for _ in range(12)]
+    statuses = [raw.post("/v1/completions", headers=auth, json={}).status_code for _attempt in range(12)]
     assert 429 in statuses, statuses
     assert 400 in statuses, statuses  # the requests within the burst reached the router (no model given)
     unlimited = {"Authorization": f"Bearer {_key('ci')}"}
-    assert {raw.post("/v1/completions", headers=unlimited, json={}).status_code for _ in range(12)} == {400}
+    assert {raw.post("/v1/completions", headers=unlimited, json={}).status_code for _attempt in range(12)} == {400}
 
 
 def test_generated_continue_config_answers(tls):
