@@ -171,12 +171,16 @@ def test_cpu_project_with_the_test_image(tmp_path, docker):
         "18180",
         "--served-model-name",
         "chat",
+        # vllm_shutdown_timeout: on stop, in-flight requests finish first.
+        "--shutdown-timeout",
+        "60",
         "--dtype",
         "float32",
         "--enforce-eager",
         "--gpu-memory-utilization",
         "0.1",
     ]
+    assert chat["stop_grace_period"] == "120s"
     assert chat["env_file"] == [str(tmp_path / "etc" / "chat.env")]
     assert chat["network_mode"] == "host"
     assert chat["ipc"] == "host"
