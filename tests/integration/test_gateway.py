@@ -210,19 +210,27 @@ def test_secret_files_are_0600():
     assert modes == [f"{f} 600 root" for f in files]
 
 
-def test_backends_admit_only_the_gateway():
-    """ufw on each serving host: its instance ports are open to the gateway and dropped for anyone else."""
-    health = f"http://{_address(REPLICA)}:18101/health"
+@pytest.mark.parametrize(
+    ("replica", "other", "port"), [(REPLICA, "gpubox-gw-b", 18101), ("gpubox-gw-b", REPLICA, 18102)]
+)
+def test_backends_admit_only_the_gateway(replica, other, port):
+    """ufw on gpubox-gw-a, firewalld on gpubox-gw-b: instance ports are open to the gateway and closed to anyone
+    else (the controller, the other serving host)."""
+    health = f"http://{_address(replica)}:{port}/health"
     with pytest.raises(httpx.TransportError):
         httpx.get(health, timeout=3)  # the controller
-    other = subprocess.run(["docker", "exec", "gpubox-gw-b", "curl", "-sf", "-m", "3", health], check=False)
-    assert other.returncode != 0, "another serving host reached the instance"
+    reached = subprocess.run(["docker", "exec", other, "curl", "-sf", "-m", "3", health], check=False)
+    assert reached.returncode != 0, "another serving host reached the instance"
     assert subprocess.run(["docker", "exec", GATEWAY, "curl", "-sf", "-m", "10", health], check=False).returncode == 0
-    for host, port in ((GATEWAY, "8443/tcp"), (REPLICA, "18101/tcp"), ("gpubox-gw-b", "18102/tcp")):
-        status = _docker("exec", host, "ufw", "status")
-        assert "Status: active" in status, (host, status)
-        assert port in status, (host, status)
-    assert _address(GATEWAY) in _docker("exec", REPLICA, "ufw", "status")
+    if replica == REPLICA:
+        status = _docker("exec", replica, "ufw", "status")
+        assert "Status: active" in status and f"{port}/tcp" in status and _address(GATEWAY) in status, status
+    else:
+        assert _docker("exec", replica, "firewall-cmd", "--state") == "running"
+        rules = _docker("exec", replica, "firewall-cmd", "--list-rich-rules")
+        assert f'source address="{_address(GATEWAY)}" port port="{port}"' in rules, rules
+    status = _docker("exec", GATEWAY, "ufw", "status")
+    assert "Status: active" in status and "8443/tcp" in status, status
 
 
 def test_key_rotation_reloads_without_dropping_a_stream_and_logs_no_secret(base_url, tls, client, tmp_path):
@@ -299,9 +307,79 @@ def test_key_rotation_reloads_without_dropping_a_stream_and_logs_no_secret(base_
     assert "TASK [gpubox.llm.gateway" in log or "TASK [gateway" in log
 
 
+def _drain(state, tmp_path):
+    """Run the gateway role's drain entry point for REPLICA, as playbooks/upgrade.yml does."""
+    playbook = tmp_path / f"drain-{state}.yml"
+    playbook.write_text(
+        yaml.safe_dump(
+            [
+                {
+                    "name": f"Mark {REPLICA} {state}",
+                    "hosts": REPLICA,
+                    "gather_facts": False,
+                    "tasks": [
+                        {
+                            "name": "Drain",
+                            "ansible.builtin.include_role": {"name": "gpubox.llm.gateway", "tasks_from": "drain"},
+                            "vars": {
+                                "gateway_drain_host": REPLICA,
+                                "gateway_drain_gateways": "{{ groups['gateway'] }}",
+                                "gateway_drain_state": state,
+                            },
+                        }
+                    ],
+                }
+            ]
+        )
+    )
+    run = subprocess.run(
+        ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], str(playbook)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert run.returncode == 0, (run.stdout + run.stderr)[-4000:]
+    return run.stdout
+
+
+def _upstreams_since(before):
+    log = _docker("exec", GATEWAY, "tail", "-n", f"+{int(before) + 1}", "/var/log/nginx/gpubox-gateway.access.log")
+    return [line.split('"')[3] for line in log.splitlines() if "/v1/chat/completions" in line]
+
+
+def _log_length():
+    return _docker("exec", GATEWAY, "wc", "-l", "/var/log/nginx/gpubox-gateway.access.log").split()[0]
+
+
+def test_a_drained_replica_gets_no_new_requests(client, tmp_path):
+    """The drain that upgrade.yml runs before restarting a host: nginx reloads (same master) with that host's
+    replicas down, every request goes to the other replica, and putting it back restores the file byte for byte."""
+    conf = "/etc/nginx/conf.d/gpubox-gateway.conf"
+    original = _docker("exec", GATEWAY, "sha256sum", conf)
+    master = _docker("exec", GATEWAY, "cat", "/run/nginx.pid")
+    drained_address = f"{_address(REPLICA)}:18101"
+
+    _drain("drained", tmp_path)
+    lines = _docker("exec", GATEWAY, "grep", "-E", " vllm@", conf).splitlines()
+    down = [line for line in lines if " down;" in line]
+    assert len(down) == 1 and drained_address in down[0], lines
+    assert "changed=0" in _drain("drained", tmp_path), "draining twice changed something"
+    before = _log_length()
+    for i in range(8):
+        client.chat.completions.create(
+            model="smollm2", messages=[{"role": "user", "content": f"Count to {i + 3}."}], max_tokens=4
+        )
+    upstreams = _upstreams_since(before)
+    assert len(upstreams) == 8 and not any(drained_address in u for u in upstreams), upstreams
+
+    _drain("serving", tmp_path)
+    assert _docker("exec", GATEWAY, "sha256sum", conf) == original
+    assert _docker("exec", GATEWAY, "cat", "/run/nginx.pid") == master, "nginx restarted instead of reloading"
+
+
 def test_a_replica_killed_during_100_requests_fails_none(client):
     """SIGKILL one of smollm2's two replicas mid-run: the gateway retries on the other one."""
-    before = _docker("exec", GATEWAY, "wc", "-l", "/var/log/nginx/gpubox-gateway.access.log").split()[0]
+    before = _log_length()
 
     def ask(i):
         reply = client.chat.completions.create(
@@ -321,6 +399,5 @@ def test_a_replica_killed_during_100_requests_fails_none(client):
                 failures.append(repr(exc))
     assert failures == [], f"{len(failures)} of 100 failed: {failures[:3]}"
     assert len(answers) == 100
-    log = _docker("exec", GATEWAY, "tail", "-n", f"+{int(before) + 1}", "/var/log/nginx/gpubox-gateway.access.log")
-    upstreams = {line.split('"')[3] for line in log.splitlines() if "/v1/chat/completions" in line}
+    upstreams = set(_upstreams_since(before))
     assert len({u.split(",")[0] for u in upstreams}) >= 2, f"one replica served everything: {upstreams}"
