@@ -10,6 +10,8 @@ Example, against the Molecule gateway scenario (molecule converge -s gateway, th
       --base-url https://172.18.0.2:8443/v1 --ca STATE/ca.pem --key-file STATE/key-ci --model smollm2 -- \
       ansible-playbook -i INVENTORY playbooks/upgrade.yml -e @restart.json
 
+(ANSIBLE_CONFIG and ANSIBLE_COLLECTIONS_PATH as the scenario sets them; results in docs/roles/gateway.md)
+
 where restart.json changes an arg of every instance (for example vllm_default_args with another max_num_seqs), so
 that upgrade.yml restarts them host by host, each health-gated.
 """
