@@ -233,6 +233,68 @@ def test_backends_admit_only_the_gateway(replica, other, port):
     assert "Status: active" in status and "8443/tcp" in status, status
 
 
+def _firewall_play(extra_rules, tmp_path):
+    """The serving hosts' firewall as site.yml sets it, plus ``extra_rules``."""
+    playbook = tmp_path / "firewall.yml"
+    playbook.write_text(
+        yaml.safe_dump(
+            [
+                {"name": "Facts", "hosts": "all", "gather_facts": True, "gather_subset": ["min", "network"]},
+                {
+                    "name": "Serving hosts' firewall, with extra rules",
+                    "hosts": "llm_servers",
+                    "become": True,
+                    "gather_facts": False,
+                    "vars": {
+                        "__rules": "{{ (hostvars | gpubox.llm.gateway_firewall(groups['gateway'], inventory_hostname,"
+                        " groups['llm_servers'])).rules }}"
+                    },
+                    "roles": [{"role": "gpubox.llm.firewall", "vars": {"firewall_allow": "{{ __rules + extra }}"}}],
+                },
+            ]
+        )
+    )
+    run = subprocess.run(
+        [
+            "ansible-playbook",
+            "-i",
+            os.environ["MOLECULE_INVENTORY_FILE"],
+            "-e",
+            json.dumps({"extra": extra_rules}),
+            str(playbook),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert run.returncode == 0, (run.stdout + run.stderr)[-4000:]
+
+
+def _firewall_rules():
+    return {
+        REPLICA: _docker("exec", REPLICA, "ufw", "status"),
+        "gpubox-gw-b": _docker("exec", "gpubox-gw-b", "firewall-cmd", "--list-all"),
+    }
+
+
+def test_firewall_closes_the_ports_it_no_longer_lists(tmp_path):
+    """A port the role opened (to a source, and to any) is closed by the next run that no longer lists it, on ufw
+    and on firewalld; the instance ports stay open to the gateway."""
+    extra = [{"port": 18999, "sources": [_address(GATEWAY)]}, {"port": 18998}]
+    _firewall_play(extra, tmp_path)
+    for host, rules in _firewall_rules().items():
+        assert "18999" in rules and "18998" in rules, (host, rules)
+
+    _firewall_play([], tmp_path)
+    for host, rules in _firewall_rules().items():
+        assert "18999" not in rules and "18998" not in rules, (host, rules)
+        assert "18101" in rules, (host, rules)
+    for replica in (REPLICA, "gpubox-gw-b"):
+        health = f"http://{_address(replica)}:18101/health"
+        reached = subprocess.run(["docker", "exec", GATEWAY, "curl", "-sf", "-m", "10", health], check=False)
+        assert reached.returncode == 0, f"the gateway lost {health}"
+
+
 def test_key_rotation_reloads_without_dropping_a_stream_and_logs_no_secret(base_url, tls, client, tmp_path):
     """A new key is added by a -vvv converge while a long stream is read slowly: the stream completes, nginx
     reloaded (same master) and the log of the run holds none of the secrets."""
