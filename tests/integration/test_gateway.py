@@ -316,7 +316,8 @@ def test_key_rotation_reloads_without_dropping_a_stream_and_logs_no_secret(base_
             stream = client.completions.create(
                 model="smollm2",
                 prompt="Once upon a time",
-                max_tokens=1500,
+                # About 380 s of reading (0.2 s a chunk): longer than a -vvv converge on a loaded 2-core machine.
+                max_tokens=1900,
                 stream=True,
                 extra_body={"ignore_eos": True},
             )
@@ -324,7 +325,7 @@ def test_key_rotation_reloads_without_dropping_a_stream_and_logs_no_secret(base_
             for chunk in stream:
                 count += 1
                 result.setdefault("first", time.monotonic())
-                time.sleep(0.1)
+                time.sleep(0.2)
                 result["finish"] = chunk.choices[0].finish_reason if chunk.choices else result.get("finish")
             result["chunks"] = count
         except Exception as exc:  # reported by the assertion below
